@@ -1,0 +1,1 @@
+"""Thin typed wrappers around external tools; all of them go through `_run`."""
