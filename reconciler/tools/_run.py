@@ -150,3 +150,41 @@ class Stream:
             self.close(check=False)
         except ReconcileError:  # pragma: no cover - close(check=False) never raises
             pass
+
+
+class Background:
+    """A long-running service (e.g. a test registry) with its output sent to a log file."""
+
+    def __init__(self, argv: Sequence[str], *, log_path: str | os.PathLike[str],
+                 env: Mapping[str, str] | None = None) -> None:
+        self.argv = [str(a) for a in argv]
+        self.log_path = os.fspath(log_path)
+        log.debug("background", cmd=shlex.join(self.argv))
+        with open(self.log_path, "ab") as sink:
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                    env=_env(env), start_new_session=True,
+                )
+            except FileNotFoundError as err:
+                raise SystemLayoutError(
+                    f"required tool {self.argv[0]!r} is not installed",
+                    hint="run 'make deps' (or install it with apt-get) and try again",
+                ) from err
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the service and wait for it; kill it if it does not stop in time."""
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
