@@ -16,7 +16,7 @@ from typing import IO
 
 import structlog
 
-from reconciler.errors import ReconcileError, SystemLayoutError, ToolFailed
+from reconciler.errors import SystemLayoutError, ToolFailed
 
 log = structlog.get_logger(__name__)
 
@@ -146,10 +146,7 @@ class Stream:
         """Stop the command at once (used when the reader gives up early)."""
         if self._proc.poll() is None:
             self._proc.kill()
-        try:
-            self.close(check=False)
-        except ReconcileError:  # pragma: no cover - close(check=False) never raises
-            pass
+        self.close(check=False)
 
 
 class Background:
