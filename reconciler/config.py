@@ -160,6 +160,11 @@ def _problems(doc: yamlsafe.Document) -> Iterable[Problem]:
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     for err in errors:
         path = tuple(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            extras = [k for k in err.instance if k not in err.schema.get("properties", {})]
+            if not path and set(extras) <= {"name", "stages"}:
+                continue  # already reported as a clash with yip
+            path = (*path, extras[0]) if extras else path
         yield Problem(path, doc.line_of(path), err.message, _hint_for(err))
     if errors:
         return

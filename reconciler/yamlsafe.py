@@ -74,7 +74,10 @@ def load(raw: bytes) -> Document:
         raise
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        raise YamlError(f"malformed YAML: {err.problem or err}",
+        started = ""
+        if err.context_mark and mark and err.context_mark.line != mark.line:
+            started = f" ({err.context} at line {err.context_mark.line + 1})"
+        raise YamlError(f"malformed YAML: {err.problem or err}{started}",
                         mark.line + 1 if mark else None) from err
     except yaml.YAMLError as err:
         raise YamlError(f"malformed YAML: {err}") from err

@@ -1,0 +1,151 @@
+"""write: build the new slot image (ext4, 4 KiB blocks) from the cached layers.
+
+The image file is fully allocated up front (never sparse), so a lack of space shows before any
+byte is written. Layers are applied straight into the loop-mounted new filesystem; if the size
+estimate proves short the file and filesystem are grown online and the layers applied again
+(applying a layer is idempotent). A `.done` marker written last makes the step resumable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import structlog
+
+from reconciler import sizing
+from reconciler.errors import NoSpaceError
+from reconciler.plan import Step
+from reconciler.steps.context import Context
+from reconciler.tools import e2fs, loop, mount
+from reconciler.unpack import apply_layers
+
+log = structlog.get_logger(__name__)
+
+MIB = 1 << 20
+RESERVE = 16 * MIB
+LABELS = {"system": "COS_ACTIVE", "recovery": "COS_SYSTEM"}
+TRANSITION = {"system": "cOS/transition.img", "recovery": "cOS/recovery.transition.img"}
+MAX_GROWTHS = 3
+
+
+def transition_path(ctx: Context, target: str) -> Path:
+    return ctx.target_root(target) / TRANSITION[target]
+
+
+def marker_path(image: Path) -> Path:
+    return image.with_name(image.name + ".done")
+
+
+def read_marker(image: Path) -> dict[str, str] | None:
+    """The completion marker of a finished transition image, if there is one."""
+    try:
+        data = json.loads(marker_path(image).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and image.is_file() else None
+
+
+def discard(image: Path) -> None:
+    """Remove a transition image and its marker."""
+    marker_path(image).unlink(missing_ok=True)
+    image.unlink(missing_ok=True)
+
+
+def write(ctx: Context, step: Step) -> None:
+    """Make the transition image for `step.digest`, or keep the one already finished for it."""
+    image = transition_path(ctx, step.target)
+    done = read_marker(image)
+    if done and done.get("digest") == step.digest:
+        log.info("write: transition image already built", image=str(image))
+        return
+    discard(image)
+    layers = ctx.cache.layers(step.digest)
+    size = sizing.image_size(layers)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    _allocate(image, size, partition=step.target)
+    fs_uuid = str(uuid.uuid4())
+    try:
+        e2fs.mkfs(image, label=LABELS[step.target], uuid=fs_uuid)
+        with _loop_mounted(image) as (device, root):
+            for growth in range(MAX_GROWTHS + 1):
+                try:
+                    stats = apply_layers(root, layers)
+                    break
+                except NoSpaceError:
+                    if growth == MAX_GROWTHS:
+                        raise
+                    size = size + max(size // 2, 256 * MIB)
+                    log.warning("write: image estimate too small, growing", size_mib=size // MIB)
+                    _allocate(image, size, partition=step.target)
+                    loop.refresh(device)
+                    e2fs.grow(device)
+        _fsync(image)
+    except BaseException:
+        discard(image)
+        raise
+    marker = {"digest": step.digest, "image": step.image, "fs_uuid": fs_uuid}
+    tmp = marker_path(image).with_suffix(".tmp")
+    tmp.write_text(json.dumps(marker))
+    os.replace(tmp, marker_path(image))
+    _fsync_dir(image.parent)
+    log.info("write: image built", image=str(image), size_mib=size // MIB,
+             files=stats.files, entries=stats.entries)
+
+
+def _allocate(image: Path, size: int, *, partition: str) -> None:
+    """Allocate `size` bytes for real, failing cleanly (file removed) if they do not fit."""
+    current = image.stat().st_size if image.exists() else 0
+    free = shutil.disk_usage(image.parent).free
+    if size - current + RESERVE > free:
+        name = "COS_RECOVERY" if partition == "recovery" else "COS_STATE"
+        raise NoSpaceError(
+            f"{name} has {free // MIB} MiB free; the new image needs {size // MIB} MiB "
+            f"(plus {RESERVE // MIB} MiB reserve)",
+            hint=f"enlarge {name} (it must hold active, passive and one new image) or use a "
+                 "smaller image; nothing was changed")
+    fd = os.open(image, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as err:
+        raise NoSpaceError(f"could not allocate {size // MIB} MiB for {image}: {err.strerror}",
+                           hint="free space on the partition; nothing was changed") from err
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _loop_mounted(image: Path) -> Iterator[tuple[str, Path]]:
+    device = loop.attach(image)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cos-reconciler-new-") as tmp:
+            root = Path(tmp)
+            mount.mount(device, root, fstype="ext4", options="noatime")
+            try:
+                yield device, root
+            finally:
+                mount.umount(root)
+    finally:
+        loop.detach(device)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
