@@ -121,8 +121,13 @@ def status(args: argparse.Namespace, config_path: Path) -> int:
         "desired": None,
         "converged": None,
     }
+    desired = None
     if config_path.is_file():
-        desired = _load(config_path)
+        try:
+            desired = _load(config_path)
+        except ConfigError as err:
+            doc["config_error"] = err.message
+    if desired is not None:
         doc["verification"] = verification_summary(desired)
         doc["insecure_registries"] = list(desired.registry.insecure)
         try:
@@ -159,6 +164,8 @@ def _render_status(doc: dict[str, Any]) -> str:
     if doc["interrupted_run_leftovers"]:
         lines.append("leftovers of an interrupted run: "
                      + ", ".join(doc["interrupted_run_leftovers"]))
+    if "config_error" in doc:
+        lines.append(f"config error: {doc['config_error']}")
     desired = doc.get("desired")
     if desired:
         lines.append(f"desired:  {desired['image']} ({desired['digest'] or 'unresolved'})")

@@ -7,7 +7,6 @@ expand 5x. The write step grows the filesystem online if the estimate proves sho
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 
 from reconciler.unpack import Layer
@@ -24,7 +23,7 @@ def uncompressed_size(layer: Layer) -> int:
     if layer.media_type.endswith("gzip"):
         with open(layer.path, "rb") as blob:
             blob.seek(-4, 2)
-            (isize,) = struct.unpack("<I", blob.read(4))
+            isize = int.from_bytes(blob.read(4), "little")
         # ISIZE is mod 2**32: add wraps until it is at least the compressed size.
         while isize < size:
             isize += 1 << 32

@@ -26,6 +26,6 @@ def fetch(ctx: Context, step: Step) -> None:
     def attempt() -> None:
         skopeo.copy(f"docker://{step.image}", ctx.cache.skopeo_ref(step.digest),
                     image=step.image, access=ctx.access(ref.registry), policy=policy_path,
-                    registries_d=registries_d)
+                    registries_d=registries_d, extra=("--remove-signatures",))
 
     with_retries(f"fetch {step.image}", attempt, ctx.desired.retries)

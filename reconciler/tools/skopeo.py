@@ -45,8 +45,8 @@ _DENIED = ("unauthorized", "authentication required", "denied", "x509:", "certif
            "certificate is not", "tls: failed to verify", "bad certificate",
            "server gave http response to https client", "invalid username/password",
            "authorization", "no basic auth credentials")
-_REJECTED = ("source image rejected", "signature", "a signature was required",
-             "not accepted", "no signature")
+_REJECTED = ("source image rejected", "a signature was required", "is not accepted",
+             "signature by key", "invalid signature", "no signatures", "signature verification")
 _TRANSIENT = ("connection refused", "connection reset", "i/o timeout", "timeout", "eof",
               "no such host", "temporary failure", "too many requests", "429",
               "500 internal server error", "502", "503", "504", "tls handshake timeout",
@@ -56,7 +56,7 @@ _TRANSIENT = ("connection refused", "connection reset", "i/o timeout", "timeout"
 def classify(err: ToolFailed, image: str) -> ReconcileError:
     """Turn a failed skopeo run into the error type that says what to do about it."""
     text = err.stderr.lower()
-    if any(m in text for m in _REJECTED) and "signature" in text:
+    if any(m in text for m in _REJECTED):
         return VerificationError(
             f"image {image} was refused by the signature policy: {_last(err)}",
             hint="check that the image is signed by one of verification.gpg.keys and that "
