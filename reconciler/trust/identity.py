@@ -19,7 +19,10 @@ from reconciler.trust.reference import DockerReference, parse_reference
 
 @dataclass(frozen=True)
 class IdentityRule:
-    """Which signed identity is acceptable: a repository, or one exact reference."""
+    """Which signed identity is acceptable: a repository, or one exact reference.
+
+    `repository` has no tag or digest. When `exact` is set, only `exact` is compared.
+    """
 
     repository: str
     exact: str | None = None

@@ -4,6 +4,8 @@ Grammar and normalisation follow distribution/reference (`ParseNormalizedNamed`)
 host is the first path element only if it contains "." or ":" or is "localhost", so
 "host:5000/repo:tag" splits at the *last* colon after the last "/"; Docker Hub names get
 "docker.io/" and, for single-element names, "library/".
+Unlike `reconciler.reference.parse` (which fills in ":latest" for pulling), a bare repository
+stays bare: identity matching must tell "repo" from "repo:latest".
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The test world: real disks, a real registry, real signed OS images, for tests and the demo."""
