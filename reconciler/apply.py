@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from reconciler.errors import SystemLayoutError
 from reconciler.plan import Action, Plan, Step, make_plan
 from reconciler.steps import fetch, promote, write
 from reconciler.steps.context import Context
+from reconciler.tools import loop, mount
 
 log = structlog.get_logger(__name__)
 
 CACHE_SUBDIR = ".cos-reconciler/oci"
+STALE_PREFIXES = ("cos-reconciler-mnt-", "cos-reconciler-new-")
 
 EXECUTORS: dict[Action, Callable[[Context, Step], None]] = {
     Action.CLEANUP: promote.cleanup,
@@ -49,6 +52,7 @@ def compute(desired: Desired, *, host_root: Path, disk: str | None) -> tuple[pro
 def apply(desired: Desired, *, host_root: Path, disk: str | None) -> Outcome:
     """Converge the system to `desired`; a converged system is left alone."""
     with lock.held(host_root, desired.lock_timeout_s):
+        release_stale_mounts()
         observed, plan = compute(desired, host_root=host_root, disk=disk)
         if not plan.changes:
             log.info("no changes: the system matches the desired state")
@@ -64,6 +68,20 @@ def apply(desired: Desired, *, host_root: Path, disk: str | None) -> Outcome:
             _prune(ctx)
         log.info("applied", steps=len(plan.steps))
         return Outcome(plan, applied=True)
+
+
+def release_stale_mounts() -> None:
+    """Unmount what a killed run left mounted (only our private mount points; we hold the
+    lock, so no live run owns them) and detach the loop devices behind them."""
+    stale = [(t, s) for t, s in mount.all_mounts() if t.name.startswith(STALE_PREFIXES)]
+    for target, source in sorted(stale, key=lambda m: len(m[0].parts), reverse=True):
+        log.warning("releasing a mount left by an interrupted run", target=str(target))
+        mount.umount(target, lazy=True)
+        if target.name.startswith("cos-reconciler-new-") and re.fullmatch(r"/dev/loop\d+",
+                                                                            source):
+            loop.detach(source)
+        with contextlib.suppress(OSError):
+            target.rmdir()
 
 
 def _verify(ctx: Context, step: Step) -> None:

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="do not check signatures (logged, shown in status)")
     p_upgrade.add_argument("--recovery", action="store_true",
                            help="also upgrade the recovery image to IMG")
+    p_upgrade.add_argument("--tls-verify", type=_boolean, default=None, metavar="BOOL",
+                           help="require HTTPS and verify certificates (default: true)")
     p_upgrade.add_argument("--gpg-key", action="append", default=[], metavar="KEY")
     p_upgrade.add_argument("--cosign-key", action="append", default=[], metavar="KEY")
     p_upgrade.add_argument("--json", action="store_true")
@@ -73,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (p_apply, p_plan, p_status, p_validate, p_upgrade, p_verify):
         _globals(p, top=False)
     return parser
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _argv_with_verb(argv: Sequence[str]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,9 @@ def upgrade(args: argparse.Namespace, config_path: Path) -> int:
                                 cosign_keys=tuple(Path(k) for k in args.cosign_key))
     if args.no_verify:
         desired = replace_trust(desired, policy=config.POLICY_INSECURE)
+    if args.tls_verify is not None:
+        desired = dataclasses.replace(desired, registry=dataclasses.replace(
+            desired.registry, tls_verify=args.tls_verify))
     if desired.trust.enabled and not (desired.trust.gpg_keys or desired.trust.cosign_keys):
         raise ConfigError(
             "signature verification is on by default but no public key is configured",
@@ -99,8 +103,6 @@ def upgrade(args: argparse.Namespace, config_path: Path) -> int:
 
 def _with_images(desired: config.Desired, image: reference.ImageRef,
                  recovery: bool) -> config.Desired:
-    import dataclasses  # noqa: PLC0415
-
     return dataclasses.replace(desired, system=image,
                                recovery=image if recovery else desired.recovery,
                                source=f"{desired.source} + --docker-image")

@@ -16,6 +16,13 @@ def mountpoints(device: str) -> list[Path]:
     return [Path(fs["target"]) for fs in json.loads(res.text).get("filesystems", [])]
 
 
+def all_mounts() -> list[tuple[Path, str]]:
+    """Every mount as (target, source)."""
+    res = run(["findmnt", "-J", "-l", "-o", "TARGET,SOURCE"])
+    return [(Path(fs["target"]), fs["source"] or "")
+            for fs in json.loads(res.text).get("filesystems", [])]
+
+
 def is_readonly(target: Path) -> bool:
     """Whether the filesystem mounted at `target` is read-only."""
     res = run(["findmnt", "-J", "-n", "-o", "OPTIONS", "-M", str(target)])
