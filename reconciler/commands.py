@@ -64,7 +64,7 @@ def plan(args: argparse.Namespace, config_path: Path) -> int:
 def validate(args: argparse.Namespace, config_path: Path) -> int:
     """Check a config file and say so."""
     path = Path(args.file) if args.file else config_path
-    desired = config.load(path)
+    desired = _load(path)
     emit(f"{path}: valid (system image {desired.system}, verification "
          f"{'on' if desired.trust.enabled else 'DISABLED'})", as_json=False)
     return int(ExitCode.OK)
