@@ -31,6 +31,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from reconciler import logs
+
+    logs.configure()
     config.addinivalue_line("markers", "needs_root: uses loop devices, mounts or servers")
 
 

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from reconciler import logs
 from reconciler.sandbox import gpg
 from reconciler.sandbox.disk import SandboxDisk, fake_host_root
 from reconciler.sandbox.images import ImageFactory
@@ -49,6 +50,7 @@ def _config(image: str, key: gpg.GpgKey, factory: ImageFactory, host: str) -> st
 
 
 def main() -> int:
+    logs.configure()
     work = Path(tempfile.mkdtemp(prefix="cos-reconciler-demo-", dir="/var/tmp"))
     try:
         print("Building the sandbox: GPG key, registry on loopback, signed images, cOS disk…",
