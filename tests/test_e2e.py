@@ -4,8 +4,6 @@ signed images, real ext4 slot images."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import Machine

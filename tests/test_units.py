@@ -66,9 +66,9 @@ def test_unreadable_state_record_is_treated_as_absent(tmp_path: Path) -> None:
 
 def test_lock_held_by_another_holder_times_out(tmp_path: Path) -> None:
     """A second holder waits its bound and gets LockHeld naming the holder."""
-    with lock.held(tmp_path, 1), pytest.raises(LockHeld, match=str(os.getpid())):
-        with lock.held(tmp_path, 0.3, poll_s=0.05):
-            pass
+    with (lock.held(tmp_path, 1), pytest.raises(LockHeld, match=str(os.getpid())),
+          lock.held(tmp_path, 0.3, poll_s=0.05)):
+        pass
 
 
 def test_retries_only_transient_errors_and_are_bounded() -> None:
