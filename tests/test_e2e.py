@@ -4,6 +4,7 @@ signed images, real ext4 slot images."""
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from tests.conftest import Machine
