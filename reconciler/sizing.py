@@ -15,6 +15,7 @@ MIB = 1 << 20
 FIXED_OVERHEAD = 48 * MIB   # journal, group descriptors, lost+found, root-owned reserve
 RELATIVE_OVERHEAD = 0.12    # inode tables (one inode per 8 KiB), 4 KiB block rounding
 FALLBACK_RATIO = 5
+GZIP_MAX_RATIO = 1032       # deflate cannot expand data by more than this
 
 
 def uncompressed_size(layer: Layer) -> int:
@@ -27,6 +28,8 @@ def uncompressed_size(layer: Layer) -> int:
         # ISIZE is mod 2**32: add wraps until it is at least the compressed size.
         while isize < size:
             isize += 1 << 32
+        if isize > size * GZIP_MAX_RATIO:   # not a real trailer (truncated or forged blob)
+            return size * FALLBACK_RATIO
         return isize
     if layer.media_type.endswith("zstd"):
         content = _zstd_content_size(layer)
