@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from reconciler.tools import loop, mount
 log = structlog.get_logger(__name__)
 
 CACHE_SUBDIR = ".cos-reconciler/oci"
-STALE_PREFIXES = ("cos-reconciler-mnt-", "cos-reconciler-new-")
+_OWNED = re.compile(rf"^(?:{probe.MOUNT_PREFIX}|{write.NEW_IMAGE_PREFIX})(\d+)-")
 
 EXECUTORS: dict[Action, Callable[[Context, Step], None]] = {
     Action.CLEANUP: promote.cleanup,
@@ -70,15 +71,26 @@ def apply(desired: Desired, *, host_root: Path, disk: str | None) -> Outcome:
         return Outcome(plan, applied=True)
 
 
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def release_stale_mounts() -> None:
-    """Unmount what a killed run left mounted (only our private mount points; we hold the
-    lock, so no live run owns them) and detach the loop devices behind them."""
-    stale = [(t, s) for t, s in mount.all_mounts() if t.name.startswith(STALE_PREFIXES)]
+    """Unmount what a killed run left mounted (only our private mount points, and only those
+    whose owner process is gone) and detach the loop devices behind them."""
+    stale = [(t, s) for t, s in mount.all_mounts()
+             if (m := _OWNED.match(t.name)) and _dead(int(m.group(1)))]
     for target, source in sorted(stale, key=lambda m: len(m[0].parts), reverse=True):
         log.warning("releasing a mount left by an interrupted run", target=str(target))
         mount.umount(target, lazy=True)
-        if target.name.startswith("cos-reconciler-new-") and re.fullmatch(r"/dev/loop\d+",
-                                                                            source):
+        if target.name.startswith(write.NEW_IMAGE_PREFIX) and re.fullmatch(r"/dev/loop\d+",
+                                                                             source):
             loop.detach(source)
         with contextlib.suppress(OSError):
             target.rmdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -20,6 +21,7 @@ RECOVERY_FILE = "cOS/recovery.img"
 TRANSITION_FILE = "cOS/transition.img"
 PASSIVE_PENDING_FILE = "cOS/passive.img.pending"
 BOOT_MODES = ("active", "passive", "recovery")
+MOUNT_PREFIX = "cos-reconciler-mnt-"  # + owner pid; see apply.release_stale_mounts
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def mounted(device: str, *, writable: bool) -> Iterator[Path]:
             if writable and was_ro:
                 mount.remount(target, readonly=True)
         return
-    with tempfile.TemporaryDirectory(prefix="cos-reconciler-mnt-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{MOUNT_PREFIX}{os.getpid()}-") as tmp:
         target = Path(tmp)
         mount.mount(device, target, options="rw" if writable else "ro")
         try:

@@ -13,7 +13,7 @@ from reconciler.unpack import Layer
 
 MIB = 1 << 20
 FIXED_OVERHEAD = 48 * MIB   # journal, group descriptors, lost+found, root-owned reserve
-RELATIVE_OVERHEAD = 0.12    # inode tables (one inode per 8 KiB), 4 KiB block rounding
+RELATIVE_OVERHEAD = 0.15    # inode tables (one 256-byte inode per 4 KiB), block rounding
 FALLBACK_RATIO = 5
 GZIP_MAX_RATIO = 1032       # deflate cannot expand data by more than this
 

@@ -95,3 +95,26 @@ def test_digest_pinned_noop_makes_no_registry_request(machine: Machine) -> None:
     res = machine.reconcile("apply", "--detailed-exitcode", accept=(0,))
     assert "No changes" in res.text
     assert world.registry.requests(since=mark) == []
+
+
+def test_image_larger_than_the_estimate_grows(machine: Machine, tmp_path) -> None:
+    """20,000 small files exhaust the estimated image's inodes; the write step grows the
+    filesystem online, re-applies the layer, and installs every file."""
+    import io
+    import tarfile
+
+    from tests.test_hostile_e2e import gz, push_layer_image
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for i in range(20_000):
+            info = tarfile.TarInfo(f"many/f{i:05d}")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    ref = push_layer_image(machine, tmp_path, "many", gz(raw.getvalue()))
+    machine.write_config(ref)
+    res = machine.reconcile(accept=(0,))
+    assert "growing" in res.stderr.decode()
+    with machine.disk.mount("COS_STATE", readonly=True) as state, \
+            machine.disk.mount_image(state / "cOS/active.img") as root:
+        assert len(list((root / "many").iterdir())) == 20_000

@@ -2,8 +2,8 @@
 
 The image file is fully allocated up front (never sparse), so a lack of space shows before any
 byte is written. Layers are applied straight into the loop-mounted new filesystem; if the size
-estimate proves short the file and filesystem are grown online and the layers applied again
-(applying a layer is idempotent). A `.done` marker written last makes the step resumable.
+estimate proves short the file and filesystem are grown and the layer applied again
+(re-applying a layer converges). A `.done` marker written last makes the step resumable.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from reconciler.errors import NoSpaceError
 from reconciler.plan import Step
 from reconciler.steps.context import Context
 from reconciler.tools import e2fs, loop, mount
-from reconciler.unpack import apply_layers
+from reconciler.unpack import Unpacker, UnpackStats
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +33,8 @@ RESERVE = 16 * MIB
 LABELS = {"system": "COS_ACTIVE", "recovery": "COS_SYSTEM"}
 TRANSITION = {"system": "cOS/transition.img", "recovery": "cOS/recovery.transition.img"}
 MAX_GROWTHS = 3
+MOUNT_OPTIONS = "noatime"
+NEW_IMAGE_PREFIX = "cos-reconciler-new-"  # + owner pid; see apply.release_stale_mounts
 
 
 def transition_path(ctx: Context, target: str) -> Path:
@@ -74,18 +76,21 @@ def write(ctx: Context, step: Step) -> None:
     try:
         e2fs.mkfs(image, label=LABELS[step.target], uuid=fs_uuid)
         with _loop_mounted(image) as (device, root):
-            for growth in range(MAX_GROWTHS + 1):
-                try:
-                    stats = apply_layers(root, layers)
-                    break
-                except NoSpaceError:
-                    if growth == MAX_GROWTHS:
-                        raise
-                    size = size + max(size // 2, 256 * MIB)
-                    log.warning("write: image estimate too small, growing", size_mib=size // MIB)
-                    _allocate(image, size, partition=step.target)
-                    loop.refresh(device)
-                    e2fs.grow(device)
+            unpacker = Unpacker(root)
+            stats = UnpackStats(0, 0, 0, 0)
+            for layer in layers:
+                for growth in range(MAX_GROWTHS + 1):
+                    try:
+                        stats = stats + unpacker.apply(layer)
+                        break
+                    except NoSpaceError:
+                        if growth == MAX_GROWTHS:
+                            raise
+                        size = size + max(size // 2, 32 * MIB)
+                        log.warning("write: image estimate too small, growing",
+                                    size_mib=size // MIB)
+                        _grow(image, size, device, root, partition=step.target)
+            unpacker.finish()
         _fsync(image)
     except BaseException:
         discard(image)
@@ -120,13 +125,25 @@ def _allocate(image: Path, size: int, *, partition: str) -> None:
         os.close(fd)
 
 
+def _grow(image: Path, size: int, device: str, root: Path, *, partition: str) -> None:
+    """Grow the image file and its filesystem (offline: online resizing needs
+    CAP_SYS_RESOURCE, which containers often lack), then mount it again at `root`."""
+    mount.umount(root)
+    try:
+        _allocate(image, size, partition=partition)
+        loop.refresh(device)
+        e2fs.grow(device)
+    finally:
+        mount.mount(device, root, fstype="ext4", options=MOUNT_OPTIONS)
+
+
 @contextlib.contextmanager
 def _loop_mounted(image: Path) -> Iterator[tuple[str, Path]]:
     device = loop.attach(image)
     try:
-        with tempfile.TemporaryDirectory(prefix="cos-reconciler-new-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{NEW_IMAGE_PREFIX}{os.getpid()}-") as tmp:
             root = Path(tmp)
-            mount.mount(device, root, fstype="ext4", options="noatime")
+            mount.mount(device, root, fstype="ext4", options=MOUNT_OPTIONS)
             try:
                 yield device, root
             finally:
