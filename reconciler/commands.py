@@ -185,6 +185,7 @@ def verify(args: argparse.Namespace, config_path: Path) -> int:
 
     desired = _load(config_path)
     result = verifier.verify_image(desired, args.image)
-    emit(result if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()),
-         as_json=args.json)
+    emit(result if args.json else "\n".join(
+        f"{k}: " + (", ".join(f"{ik} {iv}" for ik, iv in v.items()) if isinstance(v, dict)
+                    else str(v)) for k, v in result.items()), as_json=args.json)
     return int(ExitCode.OK)

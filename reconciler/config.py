@@ -86,8 +86,13 @@ class Problem:
 
     def render(self, source: str) -> str:
         where = f"{source}:{self.line}" if self.line else source
-        jpath = "/" + "/".join(str(p) for p in self.path)
+        jpath = "/" + "/".join(_printable(str(p)) for p in self.path)
         return f"{where}: {jpath}: {self.message} (hint: {self.hint})"
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped, so a hostile key cannot break message lines."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _schema() -> dict[str, Any]:

@@ -48,6 +48,15 @@ class ImageRef:
         return f"{self.repository}@{self.digest}"
 
 
+def _redacted(text: str) -> str:
+    """`text` with any "user:password@" before the registry host hidden, for messages."""
+    scheme, sep, rest = text.rpartition("://")
+    head, slash, tail = rest.partition("/")
+    if "@" in head:
+        head = "***@" + head.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{head}{slash}{tail}"
+
+
 def parse(text: str) -> ImageRef:
     """Parse `text` (optionally prefixed with docker://); raise ReferenceError on bad input."""
     ref = text.strip()
@@ -56,14 +65,14 @@ def parse(text: str) -> ImageRef:
     if not ref:
         raise ReferenceError("the image reference is empty")
     if any(c.isspace() for c in ref):
-        raise ReferenceError(f"image reference {text!r} contains white space")
+        raise ReferenceError(f"image reference {_redacted(text)!r} contains white space")
     head = ref.split("/", 1)[0]
     if "://" in ref or "@" in head:
         if "@" in head:
             raise ReferenceError(
-                f"image reference {text!r} embeds credentials; put them in a registry auth "
-                "file (registry.auth_file) instead")
-        raise ReferenceError(f"image reference {text!r} must not have a URL scheme")
+                f"image reference {_redacted(text)!r} embeds credentials; put them in a "
+                "registry auth file (registry.auth_file) instead")
+        raise ReferenceError(f"image reference {_redacted(text)!r} must not have a URL scheme")
     digest = None
     if "@" in ref:
         ref, digest = ref.split("@", 1)

@@ -67,7 +67,12 @@ def load(raw: bytes) -> Document:
         raise YamlError(f"file is not valid UTF-8 (byte offset {err.start})", line) from err
     if "\x00" in text:
         raise YamlError("file contains NUL characters", text[: text.index("\x00")].count("\n") + 1)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters right here
+    except yaml.reader.ReaderError as err:
+        line = text[: err.position].count("\n") + 1
+        raise YamlError(f"unacceptable character #x{err.character:04x} "
+                        "(control characters are not allowed)", line) from err
     try:
         node = loader.get_single_node()
     except YamlError:
@@ -114,9 +119,13 @@ def _build(node: yaml.Node, path: Path_, lines: dict[Path_, int], counter: list[
     if isinstance(node, yaml.SequenceNode):
         return [_build(child, (*path, i), lines, counter) for i, child in enumerate(node.value)]
     constructor = yaml.SafeLoader("")
+    line = node.start_mark.line + 1
     try:
         return constructor.construct_object(node, deep=True)
-    except yaml.YAMLError as err:
-        raise YamlError(f"bad value: {err}", node.start_mark.line + 1) from err
+    except yaml.MarkedYAMLError as err:
+        raise YamlError(f"bad value: {err.problem or err.context}", line) from err
+    except (yaml.YAMLError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            OverflowError) as err:  # PyYAML's constructors crash on e.g. "!!float" or "!!int x"
+        raise YamlError(f"bad value for {node.tag}: {str(node.value)[:40]!r}", line) from err
     finally:
         constructor.dispose()

@@ -2,7 +2,8 @@
 
 Signatures are read from the `sha256-<hex>.sig` tag of the image's repository (cosign's
 tag-based discovery); each is checked in Python (reconciler.trust). GPG simple signing is
-enforced by skopeo during the fetch instead (policy.json), so it does not pass through here.
+enforced by skopeo during the fetch instead (policy.json); `reconcile verify` checks it
+without a fetch through reconciler.steps.gpgcheck.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from reconciler.tools import skopeo
 from reconciler.trust import (
     CosignMatch,
     IdentityRule,
+    SignatureLayer,
     layers_from_sig_manifest,
     load_public_keys,
     sig_tag,
@@ -42,9 +44,10 @@ def identity_rule(trust: Trust, ref: reference.ImageRef) -> IdentityRule:
     return IdentityRule(repository=ref.repository, exact=trust.identity)
 
 
-def check(desired: Desired, ref: reference.ImageRef, digest: str) -> CosignMatch:
-    """Verify the cosign signatures of `ref` at `digest`; raise VerificationError if none pass."""
-    keys = load_public_keys(list(desired.trust.cosign_keys))
+def fetch_signatures(desired: Desired, ref: reference.ImageRef,
+                     digest: str) -> list[SignatureLayer]:
+    """The layers of the cosign `.sig` manifest stored for `ref` at `digest` (retried when
+    transient); VerificationError if there is none."""
     access = resolve.access_for(desired.registry, ref.registry)
     sig_ref = f"{ref.repository}:{sig_tag(digest)}"
     with tempfile.TemporaryDirectory(prefix="cos-reconciler-sig-") as tmp:
@@ -68,7 +71,13 @@ def check(desired: Desired, ref: reference.ImageRef, digest: str) -> CosignMatch
         def read_blob(blob_digest: str) -> bytes:
             return (work / "sig" / blob_digest.split(":", 1)[1]).read_bytes()
 
-        layers = layers_from_sig_manifest(manifest, read_blob)
+        return layers_from_sig_manifest(manifest, read_blob)
+
+
+def check(desired: Desired, ref: reference.ImageRef, digest: str) -> CosignMatch:
+    """Verify the cosign signatures of `ref` at `digest`; raise VerificationError if none pass."""
+    keys = load_public_keys(list(desired.trust.cosign_keys))
+    layers = fetch_signatures(desired, ref, digest)
     match = verify_cosign(layers, manifest_digest=digest, keys=keys,
                           identity=identity_rule(desired.trust, ref))
     log.info("cosign signature verified", image=str(ref), digest=digest, key=match.key,
@@ -93,7 +102,7 @@ def verify_image(desired: Desired, image: str) -> dict[str, Any]:
         match = check(desired, ref, digest)
         result["cosign"] = {"key": match.key, "identity": match.identity, "digest": match.digest}
     if desired.trust.gpg_keys:
-        from reconciler.steps import gpgcheck  # noqa: PLC0415
+        from reconciler.steps import gpgcheck  # noqa: PLC0415 - gpgcheck imports this module
 
         result["gpg"] = gpgcheck.check(desired, ref, digest)
     return result

@@ -56,7 +56,7 @@ _TRANSIENT = ("connection refused", "connection reset", "i/o timeout", "timeout"
 def classify(err: ToolFailed, image: str) -> ReconcileError:
     """Turn a failed skopeo run into the error type that says what to do about it."""
     text = err.stderr.lower()
-    if "digest did not match" in text or "manifest digest" in text and "does not match" in text:
+    if "digest did not match" in text or ("manifest digest" in text and "does not match" in text):
         return VerificationError(
             f"the registry served bytes for {image} that do not match their digest: {_last(err)}",
             hint="the registry, a proxy or the network corrupts or tampers with data; nothing "

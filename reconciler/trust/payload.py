@@ -15,6 +15,7 @@ from typing import Any
 from reconciler.trust._json import StrictJSONError, exact_object, loads, string_member
 
 SIGNATURE_TYPE = "cosign container image signature"
+ATOMIC_SIGNATURE_TYPE = "atomic container signature"  # GPG simple signing (same layout)
 
 
 class PayloadError(ValueError):
@@ -49,14 +50,15 @@ def _optional(value: Any) -> tuple[str | None, int | None]:
     return creator, int(timestamp)
 
 
-def parse_payload(payload: bytes) -> SignedClaims:
-    """The claims in `payload`, or PayloadError saying what is malformed."""
+def parse_payload(payload: bytes, signature_type: str = SIGNATURE_TYPE) -> SignedClaims:
+    """The claims in `payload` (whose critical.type must be `signature_type`), or PayloadError
+    saying what is malformed."""
     try:
         top = exact_object(loads(payload), ("critical", "optional"), "payload")
         critical = exact_object(top["critical"], ("type", "image", "identity"), "critical")
         kind = string_member(critical, "type", "critical")
-        if kind != SIGNATURE_TYPE:
-            raise PayloadError(f"critical.type is {kind!r}, not {SIGNATURE_TYPE!r}")
+        if kind != signature_type:
+            raise PayloadError(f"critical.type is {kind!r}, not {signature_type!r}")
         image = exact_object(critical["image"], ("docker-manifest-digest",), "critical.image")
         identity = exact_object(critical["identity"], ("docker-reference",), "critical.identity")
         digest = string_member(image, "docker-manifest-digest", "critical.image")
