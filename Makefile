@@ -25,7 +25,7 @@ $(STAMP_APT):
 $(STAMP_PY): pyproject.toml $(STAMP_APT)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	@touch $@
 
 demo: deps

@@ -10,9 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
-from reconciler import lock, probe, resolve, staterecord
+from reconciler import lock, logs, probe, resolve, staterecord
 from reconciler.cache import LayoutCache
 from reconciler.config import Desired
 from reconciler.errors import SystemLayoutError
@@ -21,7 +19,7 @@ from reconciler.steps import fetch, promote, write
 from reconciler.steps.context import Context
 from reconciler.tools import loop, mount
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 CACHE_SUBDIR = ".cos-reconciler/oci"
 _OWNED = re.compile(rf"^(?:{probe.MOUNT_PREFIX}|{write.NEW_IMAGE_PREFIX})(\d+)-")
@@ -56,7 +54,7 @@ def apply(desired: Desired, *, host_root: Path, disk: str | None) -> Outcome:
         release_stale_mounts()
         observed, plan = compute(desired, host_root=host_root, disk=disk)
         if not plan.changes:
-            log.info("no changes: the system matches the desired state")
+            log.debug("no changes: the system matches the desired state")
             return Outcome(plan, applied=False)
         with _context(desired, observed, plan) as ctx:
             for number, step in enumerate(plan.steps, 1):

@@ -11,12 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import structlog
-
 from reconciler import config, logs
 from reconciler.errors import ExitCode, ReconcileError, UsageError
 
-log = structlog.get_logger("reconciler")
+log = logs.get_logger("reconciler")
 VERBS = ("apply", "plan", "status", "validate", "upgrade", "verify")
 
 

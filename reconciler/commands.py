@@ -7,13 +7,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from reconciler import config, reference
+from reconciler import config, logs, reference
 from reconciler.cli import emit, replace_trust
 from reconciler.errors import ConfigError, ExitCode, ReconcileError
 
-log = structlog.get_logger("reconciler")
+log = logs.get_logger("reconciler")
 
 
 def _load(path: Path) -> config.Desired:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ FORMAT_VERSION = 1
 DEFAULT_CONFIG = "/oem/upgrade.yaml"
 POLICY_SIGNED = "signed"
 POLICY_INSECURE = "insecure-accept-anything"
+VALIDATED_DIR = Path(os.environ.get("RECONCILE_RUN_DIR", "/run/cos-reconciler")) / "validated"
 
 
 @dataclass(frozen=True)
@@ -136,12 +138,39 @@ def parse(raw: bytes, *, source: str, base: Path) -> Desired:
     except yamlsafe.YamlError as err:
         raise ConfigError(_render_one(source, err.line, str(err)),
                           hint="fix the YAML syntax at that line") from err
-    problems = list(_problems(doc))
-    if problems:
-        msg = "\n".join(p.render(source) for p in problems)
-        raise ConfigError(f"{len(problems)} problem(s) in {source}:\n{msg}",
-                          hint=problems[0].hint)
+    marker = _validated_marker(raw)
+    if marker is None or not marker.exists():
+        problems = list(_problems(doc))
+        if problems:
+            msg = "\n".join(p.render(source) for p in problems)
+            raise ConfigError(f"{len(problems)} problem(s) in {source}:\n{msg}",
+                              hint=problems[0].hint)
+        _remember(marker)
     return _freeze(doc.data, source, base, hashlib.sha256(raw).hexdigest())
+
+
+def _validated_marker(raw: bytes) -> Path | None:
+    """Where a fingerprint of (these exact bytes, this schema) is kept once they validated.
+
+    Validation is a pure function of the two, so a file seen before (every boot, every
+    config-management run) skips loading jsonschema, which is most of a no-op's cost.
+    """
+    try:
+        schema = SCHEMA_PATH.read_bytes()
+    except OSError:
+        return None
+    key = hashlib.sha256(hashlib.sha256(schema).digest() + raw).hexdigest()
+    return VALIDATED_DIR / key
+
+
+def _remember(marker: Path | None) -> None:
+    if marker is None:
+        return
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        marker.touch()
+    except OSError:
+        pass  # a read-only /run only costs the next run a validation
 
 
 def _render_one(source: str, line: int | None, message: str) -> str:

@@ -9,11 +9,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import structlog
-
+from reconciler import logs
 from reconciler.errors import LockHeld
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 LOCK_NAME = "run/cos-reconciler.lock"
 
 

@@ -132,7 +132,7 @@ def read_slots(state_root: Path, recovery_root: Path | None) -> dict[str, Slot]:
         if name not in present:
             slots[name] = Slot(name, str(path.relative_to(path.parents[1])), False)
             continue
-        info = infos[path]
+        info = infos.get(path) or blockdev.FsInfo(str(path), None, None, None)
         entry = record.by_uuid(info.uuid)
         slots[name] = Slot(
             name=name, file=str(path.relative_to(path.parents[1])), present=True,

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-import structlog
 import tenacity
 
+from reconciler import logs
 from reconciler.config import Retries
 from reconciler.errors import ReconcileError, TransientError
 
 T = TypeVar("T")
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 # Tests replace this with tenacity.wait_none() so they never sleep.
 WAIT_OVERRIDE: tenacity.wait.wait_base | None = None

@@ -27,8 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
+from reconciler import logs
 from reconciler.errors import (
     HostileImageError,
     NoSpaceError,
@@ -51,7 +50,7 @@ from reconciler.unpack_tar import (
     TarReader,
 )
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 _OCI = "application/vnd.oci.image.layer"
 _DOCKER = "application/vnd.docker.image.rootfs"

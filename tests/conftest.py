@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+# Config validation fingerprints go to a per-session directory, not the host's /run.
+os.environ.setdefault("RECONCILE_RUN_DIR", f"/tmp/cos-reconciler-test-run-{os.getpid()}")
+
 from reconciler.tools._run import Result, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +31,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "needs_root" in item.keywords:
                 item.add_marker(skip)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    del config
+    import shutil
+
+    shutil.rmtree(os.environ["RECONCILE_RUN_DIR"], ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -103,3 +103,19 @@ def test_missing_file_hints_at_examples(tmp_path: Path) -> None:
     """A missing config says so and points at configs/."""
     with pytest.raises(ConfigError, match="no such file"):
         config.load(tmp_path / "upgrade.yaml")
+
+
+def test_a_validated_file_skips_schema_validation_next_time(monkeypatch, tmp_path) -> None:
+    """The same bytes under the same schema are validated once; other bytes are validated."""
+    monkeypatch.setattr(config, "VALIDATED_DIR", tmp_path)
+    raw = GOOD + b"# fingerprint test\n"
+    parse(raw)
+    assert len(list(tmp_path.iterdir())) == 1
+
+    def boom(doc: object) -> list[config.Problem]:
+        raise AssertionError("validated again")
+
+    monkeypatch.setattr(config, "_problems", boom)
+    assert parse(raw).system.tag == "v1"
+    with pytest.raises(AssertionError, match="validated again"):
+        parse(raw + b"# changed\n")

@@ -7,11 +7,10 @@ import os
 import time
 from dataclasses import dataclass
 
-import structlog
-
+from reconciler import logs
 from reconciler.tools._run import run
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-import structlog
-
+from reconciler import logs
 from reconciler.errors import SystemLayoutError
 from reconciler.sandbox import _mounts
 from reconciler.tools._run import run
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 MIB = 1024 * 1024
 EXTRA_MIB = 16

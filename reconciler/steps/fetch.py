@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import structlog
-
-from reconciler import policy, reference
+from reconciler import logs, policy, reference
 from reconciler.plan import Step
 from reconciler.retry import with_retries
 from reconciler.steps.context import Context
 from reconciler.tools import skopeo
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 
 def fetch(ctx: Context, step: Step) -> None:

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-import structlog
-
-from reconciler import reference, resolve
+from reconciler import logs, reference, resolve
 from reconciler.config import Desired
 from reconciler.errors import ConfigError, ReconcileError, TransientError, VerificationError
 from reconciler.retry import with_retries
@@ -36,7 +34,7 @@ from reconciler.trust.identity import IdentityRule, check_rule, identity_mismatc
 from reconciler.trust.payload import ATOMIC_SIGNATURE_TYPE, PayloadError, parse_payload
 from reconciler.trust.sigfiles import MAX_SIGNATURE_BYTES, SIMPLE_SIGNING_PREFIX
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 MAX_SIGNATURES = 64
 HTTP_TIMEOUT_S = 30.0

@@ -13,9 +13,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-import structlog
-
-from reconciler import probe, staterecord
+from reconciler import logs, probe, staterecord
 from reconciler.errors import SystemLayoutError
 from reconciler.plan import Step
 from reconciler.staterecord import ImageRecord, StateRecord
@@ -23,7 +21,7 @@ from reconciler.steps.context import Context
 from reconciler.steps.write import discard, marker_path, read_marker, transition_path
 from reconciler.tools import blockdev, e2fs
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -35,7 +33,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _uuid(path: Path) -> str | None:
-    return blockdev.probe([path])[0].uuid if path.is_file() else None
+    infos = blockdev.probe([path]) if path.is_file() else []
+    return infos[0].uuid if infos else None
 
 
 def verified_how(ctx: Context) -> str:

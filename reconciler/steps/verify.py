@@ -12,9 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from reconciler import reference, resolve
+from reconciler import logs, reference, resolve
 from reconciler.config import Desired, Trust
 from reconciler.errors import ImageNotFound, VerificationError
 from reconciler.plan import Step
@@ -31,7 +29,7 @@ from reconciler.trust import (
     verify_cosign,
 )
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 
 def identity_rule(trust: Trust, ref: reference.ImageRef) -> IdentityRule:

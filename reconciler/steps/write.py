@@ -17,16 +17,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import structlog
-
-from reconciler import sizing
+from reconciler import logs, sizing
 from reconciler.errors import NoSpaceError
 from reconciler.plan import Step
 from reconciler.steps.context import Context
 from reconciler.tools import e2fs, loop, mount
 from reconciler.unpack import Unpacker, UnpackStats
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 MIB = 1 << 20
 RESERVE = 16 * MIB

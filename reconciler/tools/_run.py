@@ -14,11 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-import structlog
-
+from reconciler import logs
 from reconciler.errors import SystemLayoutError, ToolFailed
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 _BASE_ENV = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 

@@ -1,17 +1,20 @@
-"""Block devices and filesystem identities: lsblk for the device list, blkid -p for labels.
+"""Block devices and filesystem identities: sysfs for the device list, blkid for labels.
 
-`blkid -p` probes the device or image file itself, so the system's blkid cache is neither
-trusted nor written.
+`blkid -c /dev/null` probes the named devices or image files themselves, all in one call, so
+the system's blkid cache is neither trusted nor written.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconciler.errors import SystemLayoutError
 from reconciler.tools._run import run
+
+SYS_BLOCK = Path("/sys/class/block")
 
 
 @dataclass(frozen=True)
@@ -25,45 +28,31 @@ class FsInfo:
 
 
 def list_devices(disk: str | None = None) -> list[str]:
-    """Paths of every block device (or of `disk` and its partitions)."""
-    argv = ["lsblk", "-J", "-p", "-o", "PATH,TYPE"]
-    if disk:
-        argv.append(disk)
-    out = json.loads(run(argv, hint="is the --disk argument a block device?").text)
-    found: list[str] = []
-
-    def walk(nodes: Sequence[dict[str, object]]) -> None:
-        for node in nodes:
-            path = node.get("path")
-            if isinstance(path, str):
-                found.append(path)
-            children = node.get("children")
-            if isinstance(children, list):
-                walk(children)
-
-    walk(out.get("blockdevices", []))
-    if disk:
-        # lsblk may not nest partitions without udev: add them from sysfs.
-        name = Path(disk).resolve().name
-        sys_dir = Path("/sys/block") / name
-        if sys_dir.is_dir():
-            for child in sorted(sys_dir.iterdir()):
-                if child.name.startswith(name) and (child / "partition").exists():
-                    dev = f"/dev/{child.name}"
-                    if dev not in found:
-                        found.append(dev)
+    """Paths of every block device (or of `disk` and its partitions), read from sysfs."""
+    if disk is None:
+        return [f"/dev/{entry.name}" for entry in sorted(SYS_BLOCK.iterdir())
+                if (entry / "dev").exists()]
+    name = Path(disk).resolve().name
+    node = SYS_BLOCK / name
+    if not Path(disk).exists() or not node.exists():
+        raise SystemLayoutError(f"{disk} is not a block device",
+                                hint="pass the installed disk, e.g. --disk /dev/sda")
+    found = [f"/dev/{name}"]
+    if not (node / "partition").exists():
+        found += [f"/dev/{child.name}" for child in sorted(node.iterdir())
+                  if child.name.startswith(name) and (child / "partition").exists()]
     return found
 
 
 def probe(paths: Sequence[str | Path]) -> list[FsInfo]:
-    """Low-level probe of each device or image file (no cache); unreadable ones are skipped."""
+    """Probe each device or image file (no cache); ones without a filesystem are left out."""
+    if not paths:
+        return []
+    res = run(["blkid", "-c", os.devnull, "-o", "export", *map(str, paths)], accept=(0, 2))
     infos: list[FsInfo] = []
-    for path in paths:
-        res = run(["blkid", "-p", "-o", "export", str(path)], accept=(0, 2))
-        fields: dict[str, str] = {}
-        for line in res.text.splitlines():
-            key, _, value = line.partition("=")
-            fields[key] = value
-        infos.append(FsInfo(str(path), fields.get("LABEL"), fields.get("UUID"),
-                            fields.get("TYPE")))
+    for block in res.text.split("\n\n"):
+        fields = dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line)
+        if "DEVNAME" in fields:
+            infos.append(FsInfo(fields["DEVNAME"], fields.get("LABEL"), fields.get("UUID"),
+                                fields.get("TYPE")))
     return infos

@@ -1,33 +1,63 @@
-"""mount, umount and findmnt: where a device is mounted, and mounting it when it is not."""
+"""mount and umount, and where a device is mounted (from /proc/self/mountinfo)."""
 
 from __future__ import annotations
 
-import json
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler.tools._run import run
 
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of /proc/self/mountinfo."""
+
+    target: Path
+    source: str
+    devno: str           # "major:minor" of the mounted filesystem
+    readonly: bool
+    root: str = "/"      # the directory of the filesystem mounted there (bind mounts)
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def table(mountinfo: Path = MOUNTINFO) -> list[MountEntry]:
+    """Every mount of this process's namespace, read from the kernel's own table."""
+    entries = []
+    for line in mountinfo.read_text().splitlines():
+        fields = line.split(" ")
+        sep = fields.index("-")
+        entries.append(MountEntry(target=Path(_unescape(fields[4])),
+                                  source=_unescape(fields[sep + 2]), devno=fields[2],
+                                  readonly="ro" in fields[5].split(","),
+                                  root=_unescape(fields[3])))
+    return entries
+
 
 def mountpoints(device: str) -> list[Path]:
-    """Where `device` is mounted now (empty when it is not)."""
-    res = run(["findmnt", "-J", "-n", "-o", "TARGET,SOURCE,OPTIONS", "-S", device], accept=(0, 1))
-    if res.returncode != 0 or not res.text.strip():
+    """Where the block device `device` is mounted now (empty when it is not)."""
+    try:
+        rdev = os.stat(device).st_rdev
+    except OSError:
         return []
-    return [Path(fs["target"]) for fs in json.loads(res.text).get("filesystems", [])]
+    devno = f"{os.major(rdev)}:{os.minor(rdev)}"
+    return [m.target for m in table() if m.devno == devno and m.root == "/"]
 
 
 def all_mounts() -> list[tuple[Path, str]]:
     """Every mount as (target, source)."""
-    res = run(["findmnt", "-J", "-l", "-o", "TARGET,SOURCE"])
-    return [(Path(fs["target"]), fs["source"] or "")
-            for fs in json.loads(res.text).get("filesystems", [])]
+    return [(m.target, m.source) for m in table()]
 
 
 def is_readonly(target: Path) -> bool:
-    """Whether the filesystem mounted at `target` is read-only."""
-    res = run(["findmnt", "-J", "-n", "-o", "OPTIONS", "-M", str(target)])
-    options = json.loads(res.text)["filesystems"][0]["options"].split(",")
-    return "ro" in options
+    """Whether the mount at `target` is read-only."""
+    return any(m.readonly for m in table() if m.target == target)
 
 
 def mount(source: str | Path, target: Path, *, options: str = "", fstype: str = "") -> None:

@@ -18,8 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-import structlog
-
+from reconciler import logs
 from reconciler.errors import ConfigError, VerificationError
 from reconciler.trust.identity import IdentityRule, check_rule, identity_mismatch
 from reconciler.trust.keys import PublicKey, load_public_keys
@@ -37,7 +36,7 @@ __all__ = [
     "verify_cosign",
 ]
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 COSIGN_SIG_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"

@@ -19,8 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from reconciler import logs
 from reconciler.errors import VerificationError
 from reconciler.trust._json import StrictJSONError, exact_object, loads, string_member
 from reconciler.trust.cosign import (
@@ -32,7 +31,7 @@ from reconciler.trust.cosign import (
     verify_cosign,
 )
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 SIGSTORE_PREFIX = b"\x00sigstore-json\n"
 SIMPLE_SIGNING_PREFIX = b"\x00simple-signing\n"
