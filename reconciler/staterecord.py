@@ -8,13 +8,14 @@ switch and the final write still lets the next run identify the new image.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from reconciler import durable
 
 RECORD_NAME = "state.yaml"
 FORMAT_VERSION = 1
@@ -99,18 +100,5 @@ def write(state_root: Path, record: StateRecord) -> None:
     }
     if record.recovery:
         doc["recovery"] = {"label": "COS_RECOVERY", "recovery": dump(record.recovery)}
-    target = state_root / RECORD_NAME
-    tmp = state_root / f".{RECORD_NAME}.tmp"
-    data = yaml.safe_dump(doc, sort_keys=False).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, target)
-    dir_fd = os.open(state_root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    durable.replace_atomically(state_root / RECORD_NAME,
+                               yaml.safe_dump(doc, sort_keys=False).encode())

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from reconciler import logs, probe, staterecord
+from reconciler import durable, logs, probe, staterecord
 from reconciler.errors import SystemLayoutError
 from reconciler.plan import Step
 from reconciler.staterecord import ImageRecord, StateRecord
@@ -25,11 +25,7 @@ log = logs.get_logger(__name__)
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.fsync_path(path, directory=True)
 
 
 def _uuid(path: Path) -> str | None:

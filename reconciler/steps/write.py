@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from reconciler import logs, sizing
+from reconciler import durable, logs, sizing
 from reconciler.errors import NoSpaceError
 from reconciler.plan import Step
 from reconciler.steps.context import Context
@@ -89,15 +89,12 @@ def write(ctx: Context, step: Step) -> None:
                                     size_mib=size // MIB)
                         _grow(image, size, device, root, partition=step.target)
             unpacker.finish()
-        _fsync(image)
+        durable.fsync_path(image)
     except BaseException:
         discard(image)
         raise
     marker = {"digest": step.digest, "image": step.image, "fs_uuid": fs_uuid}
-    tmp = marker_path(image).with_suffix(".tmp")
-    tmp.write_text(json.dumps(marker))
-    os.replace(tmp, marker_path(image))
-    _fsync_dir(image.parent)
+    durable.replace_atomically(marker_path(image), json.dumps(marker).encode())
     log.info("write: image built", image=str(image), size_mib=size // MIB,
              files=stats.files, entries=stats.entries)
 
@@ -148,19 +145,3 @@ def _loop_mounted(image: Path) -> Iterator[tuple[str, Path]]:
                 mount.umount(root)
     finally:
         loop.detach(device)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
