@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := skopeo docker-registry grub-common fdisk e2fsprogs util-linux gnupg \
-	pigz zstd tar gzip attr libcap2-bin rsync apache2-utils openssl coreutils python3-venv
+	isal pigz zstd tar gzip attr libcap2-bin rsync apache2-utils openssl coreutils python3-venv
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PY := $(VENV)/.py-done
 

@@ -9,27 +9,31 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import lock, logs, probe, resolve, staterecord
-from reconciler.cache import LayoutCache
 from reconciler.config import Desired
 from reconciler.errors import SystemLayoutError
 from reconciler.plan import Action, Plan, Step, make_plan
-from reconciler.steps import fetch, promote, write
-from reconciler.steps.context import Context
 from reconciler.tools import loop, mount
+
+if TYPE_CHECKING:
+    from reconciler.steps.context import Context
 
 log = logs.get_logger(__name__)
 
 CACHE_SUBDIR = ".cos-reconciler/oci"
-_OWNED = re.compile(rf"^(?:{probe.MOUNT_PREFIX}|{write.NEW_IMAGE_PREFIX})(\d+)-")
+_OWNED = re.compile(rf"^(?:{probe.MOUNT_PREFIX}|{probe.NEW_IMAGE_PREFIX})(\d+)-")
 
-EXECUTORS: dict[Action, Callable[[Context, Step], None]] = {
-    Action.CLEANUP: promote.cleanup,
-    Action.FETCH: fetch.fetch,
-    Action.WRITE: write.write,
-    Action.PROMOTE: promote.promote,
-}
+
+
+def executors() -> dict[Action, Callable[[Context, Step], None]]:
+    """The function that carries out each action (imported only when there is work)."""
+    from reconciler.steps import fetch, promote, verify, write  # noqa: PLC0415
+
+    return {Action.CLEANUP: promote.cleanup, Action.VERIFY: verify.verify,
+            Action.FETCH: fetch.fetch, Action.WRITE: write.write,
+            Action.PROMOTE: promote.promote}
 
 
 @dataclass(frozen=True)
@@ -56,14 +60,12 @@ def apply(desired: Desired, *, host_root: Path, disk: str | None) -> Outcome:
         if not plan.changes:
             log.debug("no changes: the system matches the desired state")
             return Outcome(plan, applied=False)
+        run_step = executors()
         with _context(desired, observed, plan) as ctx:
             for number, step in enumerate(plan.steps, 1):
                 log.info("step", n=number, of=len(plan.steps), action=str(step.action),
                          target=step.target, image=step.image)
-                if step.action == Action.VERIFY:
-                    _verify(ctx, step)
-                else:
-                    EXECUTORS[step.action](ctx, step)
+                run_step[step.action](ctx, step)
             _prune(ctx)
         log.info("applied", steps=len(plan.steps))
         return Outcome(plan, applied=True)
@@ -87,17 +89,11 @@ def release_stale_mounts() -> None:
     for target, source in sorted(stale, key=lambda m: len(m[0].parts), reverse=True):
         log.warning("releasing a mount left by an interrupted run", target=str(target))
         mount.umount(target, lazy=True)
-        if target.name.startswith(write.NEW_IMAGE_PREFIX) and re.fullmatch(r"/dev/loop\d+",
+        if target.name.startswith(probe.NEW_IMAGE_PREFIX) and re.fullmatch(r"/dev/loop\d+",
                                                                              source):
             loop.detach(source)
         with contextlib.suppress(OSError):
             target.rmdir()
-
-
-def _verify(ctx: Context, step: Step) -> None:
-    from reconciler.steps import verify  # noqa: PLC0415 - only cosign configs need it
-
-    verify.verify(ctx, step)
 
 
 def _prune(ctx: Context) -> None:
@@ -112,6 +108,9 @@ def _prune(ctx: Context) -> None:
 
 @contextlib.contextmanager
 def _context(desired: Desired, observed: probe.Observed, plan: Plan) -> Iterator[Context]:
+    from reconciler.cache import LayoutCache  # noqa: PLC0415
+    from reconciler.steps.context import Context  # noqa: PLC0415
+
     needs_recovery = any(s.target == "recovery" for s in plan.steps)
     with contextlib.ExitStack() as stack:
         state_root = stack.enter_context(probe.mounted(observed.state_device, writable=True))

@@ -21,7 +21,10 @@ RECOVERY_FILE = "cOS/recovery.img"
 TRANSITION_FILE = "cOS/transition.img"
 PASSIVE_PENDING_FILE = "cOS/passive.img.pending"
 BOOT_MODES = ("active", "passive", "recovery")
-MOUNT_PREFIX = "cos-reconciler-mnt-"  # + owner pid; see apply.release_stale_mounts
+# Private mount points are named PREFIX + owner pid, so apply.release_stale_mounts can tell
+# the ones a killed run left behind.
+MOUNT_PREFIX = "cos-reconciler-mnt-"
+NEW_IMAGE_PREFIX = "cos-reconciler-new-"
 
 
 @dataclass(frozen=True)

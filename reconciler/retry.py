@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, TypeVar
 
 from reconciler import logs
 from reconciler.config import Retries
 from reconciler.errors import ReconcileError, TransientError
+
+if TYPE_CHECKING:
+    import tenacity
 
 T = TypeVar("T")
 log = logs.get_logger(__name__)
@@ -24,6 +25,8 @@ def _retryable(exc: BaseException) -> bool:
 
 def with_retries(what: str, fn: Callable[[], T], bounds: Retries) -> T:
     """Call `fn`; retry transient errors with exponential backoff, at most `bounds.attempts`."""
+    import tenacity  # noqa: PLC0415 - lazy: a digest-pinned no-op never retries anything
+
     wait = WAIT_OVERRIDE or tenacity.wait_exponential(
         multiplier=bounds.initial_wait_s, max=bounds.max_wait_s)
 

@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from reconciler.errors import NoSpaceError, SystemLayoutError
 from reconciler.tools import _run
 from reconciler.tools._run import run
-from reconciler.unpack import Layer, Unpacker, UnpackStats, apply_layer, apply_layers
+from reconciler.unpack import (
+    GZIP_TOOLS,
+    Layer,
+    Unpacker,
+    UnpackStats,
+    apply_layer,
+    apply_layers,
+)
 from reconciler.unpack_tar import TarReader
 
 TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -228,17 +235,23 @@ def test_hardlinks_share_an_inode(tmp_path: Path, staging: Path) -> None:
     assert os.lstat(root / "usr/hostname.hard2").st_ino == first.st_ino
 
 
-def test_gzip_falls_back_to_gzip_when_pigz_is_missing(tmp_path: Path, staging: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without pigz, gzip layers are decompressed by gzip with the same result."""
+def only_gzip_tool(monkeypatch: pytest.MonkeyPatch, tool: str) -> None:
+    """Pretend `tool` is the only gzip decompressor installed."""
     real = _run.require
 
-    def no_pigz(tool: str) -> str:
-        if tool == "pigz":
-            raise SystemLayoutError("no pigz")
-        return real(tool)
+    def require(name: str) -> str:
+        if name in GZIP_TOOLS and name != tool:
+            raise SystemLayoutError(f"no {name}")
+        return real(name)
 
-    monkeypatch.setattr(_run, "require", no_pigz)
+    monkeypatch.setattr(_run, "require", require)
+
+
+@pytest.mark.parametrize("tool", GZIP_TOOLS)
+def test_each_gzip_tool_gives_the_same_tree(tmp_path: Path, staging: Path, tool: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """igzip, pigz and the gzip fallback decompress a layer to the same tree."""
+    only_gzip_tool(monkeypatch, tool)
     root = tmp_path / "root"
     root.mkdir()
     apply_layer(root, gnu_tar(staging, tmp_path))
@@ -254,13 +267,11 @@ def test_docker_media_type_is_gzip(tmp_path: Path) -> None:
     assert (root / "a").read_bytes() == b"x"
 
 
-@pytest.mark.parametrize("tool", ["pigz", "gzip"])
+@pytest.mark.parametrize("tool", GZIP_TOOLS)
 def test_bytes_after_the_gzip_stream_are_ignored(tmp_path: Path, tool: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """Junk after a complete gzip member is ignored by pigz and by the gzip fallback alike."""
-    real = _run.require
-    monkeypatch.setattr(_run, "require", lambda t: real("gzip" if t == "pigz" else t)
-                        if tool == "gzip" else real(t))
+    """Junk after a complete gzip member is ignored by every gzip decompressor alike."""
+    only_gzip_tool(monkeypatch, tool)
     layer = py_tar(tmp_path / "l", [entry("a", data=b"x")])
     layer.path.write_bytes(layer.path.read_bytes() + b"trailing junk")
     root = tmp_path / "root"

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from reconciler import durable, logs, sizing
+from reconciler import durable, logs, probe, sizing
 from reconciler.errors import NoSpaceError
 from reconciler.plan import Step
 from reconciler.steps.context import Context
@@ -32,7 +32,6 @@ LABELS = {"system": "COS_ACTIVE", "recovery": "COS_SYSTEM"}
 TRANSITION = {"system": "cOS/transition.img", "recovery": "cOS/recovery.transition.img"}
 MAX_GROWTHS = 3
 MOUNT_OPTIONS = "noatime"
-NEW_IMAGE_PREFIX = "cos-reconciler-new-"  # + owner pid; see apply.release_stale_mounts
 
 
 def transition_path(ctx: Context, target: str) -> Path:
@@ -136,7 +135,7 @@ def _grow(image: Path, size: int, device: str, root: Path, *, partition: str) ->
 def _loop_mounted(image: Path) -> Iterator[tuple[str, Path]]:
     device = loop.attach(image)
     try:
-        with tempfile.TemporaryDirectory(prefix=f"{NEW_IMAGE_PREFIX}{os.getpid()}-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{probe.NEW_IMAGE_PREFIX}{os.getpid()}-") as tmp:
             root = Path(tmp)
             mount.mount(device, root, fstype="ext4", options=MOUNT_OPTIONS)
             try:
