@@ -100,7 +100,7 @@ def machine() -> dict[str, Any]:
         "tools": {
             "skopeo": text(["skopeo", "--version"]),
             "tar": (text(["tar", "--version"]) or "tar").splitlines()[0],
-            "pigz": (text(["pigz", "--version"]) or "pigz").splitlines()[0],
+            "igzip": (text(["igzip", "--version"]) or "igzip").splitlines()[0],
             "mkfs.ext4": (run(["mke2fs", "-V"], accept=range(256)).stderr.decode()
                           .splitlines() or ["?"])[0],
             "rsync": (text(["rsync", "--version"]) or "rsync").splitlines()[0],
@@ -381,7 +381,7 @@ def markdown(doc: dict[str, Any], samples: Sequence[Sample], command: str) -> st
         "image from memory. Partition mounts are inside the timed region for every contender.",
         "- floor: `skopeo copy docker://... oci:DIR` onto COS_PERSISTENT, `fallocate` + "
         "`mkfs.ext4` (reconcile's options and size) on COS_STATE, `mount -o loop`, "
-        "`tar --xattrs --xattrs-include='*' --numeric-owner -p -I pigz -xf LAYER` per layer, "
+        "`tar --xattrs --xattrs-include='*' --numeric-owner -p -I igzip -xf LAYER` per layer, "
         "umount, `sync`. No signature check.",
         "- elemental-style: the same copy, the layers extracted by the same tar into a tree on "
         "COS_PERSISTENT, `du` for the size (tree + 256 MiB, sparse), `mkfs.ext4`, "
