@@ -3,6 +3,7 @@ the recovery image, and a run killed in the middle of writing."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -139,3 +140,17 @@ def test_run_killed_while_writing_then_rerun_converges(machine: Machine, tmp_pat
     assert slot(machine, "passive")["fs_uuid"] == factory["fs_uuid"]
     assert machine.status()["interrupted_run_leftovers"] == []
     assert "No changes" in machine.reconcile(accept=(0,)).text
+
+
+def test_the_named_opt_out_is_visible_everywhere(machine: Machine) -> None:
+    """verification.policy: insecure-accept-anything is warned about on every run and shown
+    by plan, status and the slot's record."""
+    machine.write_config(machine.world.v1.reference,
+                         verification={"policy": "insecure-accept-anything"})
+    plan = json.loads(machine.reconcile("plan", "--json", accept=(0,)).stdout)
+    assert plan["verification"].startswith("DISABLED")
+    res = machine.reconcile(accept=(0,))
+    assert "signature verification is DISABLED" in res.stderr.decode()
+    status = machine.status()
+    assert status["verification"].startswith("DISABLED")
+    assert str(status["slots"]["active"]["verified"]).startswith("no")
