@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -140,8 +139,3 @@ def emit(document: dict[str, Any] | str, *, as_json: bool) -> None:
         print(json.dumps(document, indent=2, sort_keys=False, default=str))
     else:
         print(document)
-
-
-def replace_trust(desired: config.Desired, **changes: Any) -> config.Desired:
-    """`desired` with its trust settings changed."""
-    return dataclasses.replace(desired, trust=dataclasses.replace(desired.trust, **changes))

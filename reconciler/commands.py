@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import config, logs, reference
-from reconciler.cli import emit, replace_trust
+from reconciler.cli import emit
 from reconciler.errors import ConfigError, ExitCode, ReconcileError
 
 log = logs.get_logger("reconciler")
+
+
+def replace_trust(desired: config.Desired, **changes: Any) -> config.Desired:
+    """`desired` with its trust settings changed."""
+    return dataclasses.replace(desired, trust=dataclasses.replace(desired.trust, **changes))
 
 
 def _load(path: Path) -> config.Desired:
@@ -116,7 +121,7 @@ def status(args: argparse.Namespace, config_path: Path) -> int:
         "format_version": 1,
         "boot_mode": observed.boot_mode,
         "partitions": dict(observed.partitions),
-        "slots": {name: _slot(slot) for name, slot in observed.slots.items()},
+        "slots": {name: slot.to_json() for name, slot in observed.slots.items()},
         "interrupted_run_leftovers": list(observed.leftovers),
         "desired": None,
         "converged": None,
@@ -142,12 +147,6 @@ def status(args: argparse.Namespace, config_path: Path) -> int:
             doc["converged"] = bool(active and active.digest == digest)
     emit(doc if args.json else _render_status(doc), as_json=args.json)
     return int(ExitCode.OK)
-
-
-def _slot(slot: Any) -> dict[str, Any]:
-    return {"file": slot.file, "present": slot.present, "label": slot.label,
-            "fs_uuid": slot.fs_uuid, "image": slot.image, "digest": slot.digest,
-            "date": slot.date, "verified": slot.verified}
 
 
 def _render_status(doc: dict[str, Any]) -> str:

@@ -72,7 +72,7 @@ class Plan:
             "verification": self.verification,
             "prior": {
                 "boot_mode": self.boot_mode,
-                "slots": {n: _slot_json(s) for n, s in self.slots.items()},
+                "slots": {n: s.to_json() for n, s in self.slots.items()},
             },
             "steps": [s.to_json() for s in self.steps],
         }
@@ -89,12 +89,6 @@ class Plan:
             lines.append(f"  {SYMBOLS[step.action]} {step.action:<8} {step.target:<9} "
                          f"{step.reason}")
         return "\n".join(lines)
-
-
-def _slot_json(slot: Slot) -> dict[str, Any]:
-    return {"file": slot.file, "present": slot.present, "label": slot.label,
-            "fs_uuid": slot.fs_uuid, "image": slot.image, "digest": slot.digest,
-            "date": slot.date, "verified": slot.verified}
 
 
 def verification_summary(desired: Desired) -> str:

@@ -41,6 +41,12 @@ class Slot:
     date: str | None = None
     verified: str | None = None
 
+    def to_json(self) -> dict[str, object]:
+        """The slot as shown by `plan --json` and `status --json`."""
+        return {"file": self.file, "present": self.present, "label": self.label,
+                "fs_uuid": self.fs_uuid, "image": self.image, "digest": self.digest,
+                "date": self.date, "verified": self.verified}
+
 
 @dataclass(frozen=True)
 class Observed:

@@ -24,10 +24,6 @@ from reconciler.tools import blockdev, e2fs
 log = logs.get_logger(__name__)
 
 
-def _fsync_dir(path: Path) -> None:
-    durable.fsync_path(path, directory=True)
-
-
 def _uuid(path: Path) -> str | None:
     infos = blockdev.probe([path]) if path.is_file() else []
     return infos[0].uuid if infos else None
@@ -70,15 +66,15 @@ def promote(ctx: Context, step: Step) -> None:
     pending_passive.unlink(missing_ok=True)
     if keep_active:
         os.link(active, pending_passive)
-        _fsync_dir(active.parent)
+        durable.fsync_path(active.parent, directory=True)
     os.rename(transition, active)           # the switch: atomic, active.img always complete
-    _fsync_dir(active.parent)
+    durable.fsync_path(active.parent, directory=True)
     marker_path(transition).unlink(missing_ok=True)
     passive_entry = record.by_uuid(_uuid(passive))
     if keep_active:
         e2fs.set_label(pending_passive, "COS_PASSIVE")
         os.rename(pending_passive, passive)
-        _fsync_dir(passive.parent)
+        durable.fsync_path(passive.parent, directory=True)
         passive_entry = old_active
     staterecord.write(root, StateRecord(active=new, passive=passive_entry, pending=None,
                                         recovery=record.recovery))
@@ -101,7 +97,7 @@ def _promote_recovery(ctx: Context, step: Step) -> None:
     new = ImageRecord(source=f"oci://{step.image}", digest=step.digest,
                       fs_uuid=done["fs_uuid"], date=staterecord.now(), verified=verified_how(ctx))
     os.rename(transition, image)
-    _fsync_dir(image.parent)
+    durable.fsync_path(image.parent, directory=True)
     marker_path(transition).unlink(missing_ok=True)
     staterecord.write(ctx.state_root, dataclasses.replace(record, recovery=new))
 
@@ -120,7 +116,7 @@ def cleanup(ctx: Context, step: Step) -> None:
         else:
             e2fs.set_label(pending_passive, "COS_PASSIVE")
             os.rename(pending_passive, passive)
-        _fsync_dir(root / "cOS")
+        durable.fsync_path(root / "cOS", directory=True)
         active_entry = record.by_uuid(_uuid(active))
         passive_entry = record.by_uuid(_uuid(passive))
         staterecord.write(root, StateRecord(active=active_entry, passive=passive_entry,
