@@ -26,7 +26,6 @@ CACHE_SUBDIR = ".cos-reconciler/oci"
 _OWNED = re.compile(rf"^(?:{probe.MOUNT_PREFIX}|{probe.NEW_IMAGE_PREFIX})(\d+)-")
 
 
-
 def executors() -> dict[Action, Callable[[Context, Step], None]]:
     """The function that carries out each action (imported only when there is work)."""
     from reconciler.steps import fetch, promote, verify, write  # noqa: PLC0415

@@ -110,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("reconcile: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # a bug, not a user mistake
-        log.exception("internal error") if debug else None
+        if debug:
+            log.exception("internal error")
         print(f"reconcile: internal error: {type(err).__name__}: {err}\n"
               "  hint: rerun with --debug and report it; the slots were not switched unless "
               "the log says 'promote'", file=sys.stderr)

@@ -107,10 +107,9 @@ def boot_mode(host_root: Path) -> str:
 @contextlib.contextmanager
 def mounted(device: str, *, writable: bool) -> Iterator[Path]:
     """The mount point of `device`: its existing mount (remounted rw if asked), or a private one."""
-    existing = mount.mountpoints(device)
+    existing = mount.mounts_of(device)
     if existing:
-        target = existing[0]
-        was_ro = mount.is_readonly(target)
+        target, was_ro = existing[0].target, existing[0].readonly
         if writable and was_ro:
             mount.remount(target, readonly=False)
         try:
@@ -151,11 +150,16 @@ def read_slots(state_root: Path, recovery_root: Path | None) -> dict[str, Slot]:
     return slots
 
 
+def marker_path(image: Path) -> Path:
+    """The completion marker the write step leaves beside a finished transition image."""
+    return image.with_name(image.name + ".done")
+
+
 def leftovers(state_root: Path) -> tuple[str, ...]:
     """Files an interrupted run left behind (resumed or cleaned up by the next apply)."""
     found = []
     transition = state_root / TRANSITION_FILE
-    if transition.exists() and not transition.with_name(transition.name + ".done").exists():
+    if transition.exists() and not marker_path(transition).exists():
         found.append(TRANSITION_FILE)
     if (state_root / PASSIVE_PENDING_FILE).exists():
         found.append(PASSIVE_PENDING_FILE)

@@ -8,6 +8,7 @@ from pathlib import Path
 from reconciler.cache import LayoutCache
 from reconciler.config import Desired
 from reconciler.probe import Observed
+from reconciler.resolve import access_for
 from reconciler.tools.skopeo import Access
 
 
@@ -23,9 +24,7 @@ class Context:
     workdir: Path
 
     def access(self, registry: str) -> Access:
-        opts = self.desired.registry
-        return Access(tls_verify=opts.tls_for(registry), cert_dir=opts.cert_dir,
-                      auth_file=opts.auth_file)
+        return access_for(self.desired.registry, registry)
 
     def target_root(self, target: str) -> Path:
         if target == "recovery":

@@ -18,7 +18,7 @@ from reconciler.errors import SystemLayoutError
 from reconciler.plan import Step
 from reconciler.staterecord import ImageRecord, StateRecord
 from reconciler.steps.context import Context
-from reconciler.steps.write import discard, marker_path, read_marker, transition_path
+from reconciler.steps.write import discard, read_marker, transition_path
 from reconciler.tools import blockdev, e2fs
 
 log = logs.get_logger(__name__)
@@ -50,16 +50,15 @@ def promote(ctx: Context, step: Step) -> None:
     transition = transition_path(ctx, "system")
     record = staterecord.read(root) or StateRecord()
     done = read_marker(transition)
+    old_active = record.by_uuid(_uuid(active))
     if done is None or done.get("digest") != step.digest:
-        active_entry = record.by_uuid(_uuid(active))
-        if active_entry and active_entry.digest == step.digest:
+        if old_active and old_active.digest == step.digest:
             log.info("promote: already active", digest=step.digest)
             return
         raise SystemLayoutError(f"no finished transition image for {step.digest} on COS_STATE",
                                 hint="run reconcile again; the write step rebuilds it")
     new = ImageRecord(source=f"oci://{step.image}", digest=step.digest,
                       fs_uuid=done["fs_uuid"], date=staterecord.now(), verified=verified_how(ctx))
-    old_active = record.by_uuid(_uuid(active))
     staterecord.write(root, dataclasses.replace(record, pending=new))
 
     keep_active = step.detail("keep") == "active" and active.is_file()
@@ -69,13 +68,14 @@ def promote(ctx: Context, step: Step) -> None:
         durable.fsync_path(active.parent, directory=True)
     os.rename(transition, active)           # the switch: atomic, active.img always complete
     durable.fsync_path(active.parent, directory=True)
-    marker_path(transition).unlink(missing_ok=True)
-    passive_entry = record.by_uuid(_uuid(passive))
+    probe.marker_path(transition).unlink(missing_ok=True)
     if keep_active:
         e2fs.set_label(pending_passive, "COS_PASSIVE")
         os.rename(pending_passive, passive)
         durable.fsync_path(passive.parent, directory=True)
         passive_entry = old_active
+    else:
+        passive_entry = record.by_uuid(_uuid(passive))
     staterecord.write(root, StateRecord(active=new, passive=passive_entry, pending=None,
                                         recovery=record.recovery))
     log.info("promote: new image is active", digest=step.digest,
@@ -98,7 +98,7 @@ def _promote_recovery(ctx: Context, step: Step) -> None:
                       fs_uuid=done["fs_uuid"], date=staterecord.now(), verified=verified_how(ctx))
     os.rename(transition, image)
     durable.fsync_path(image.parent, directory=True)
-    marker_path(transition).unlink(missing_ok=True)
+    probe.marker_path(transition).unlink(missing_ok=True)
     staterecord.write(ctx.state_root, dataclasses.replace(record, recovery=new))
 
 

@@ -90,12 +90,12 @@ def verify(ctx: Context, step: Step) -> None:
 
 def verify_image(desired: Desired, image: str) -> dict[str, Any]:
     """`reconcile verify IMAGE`: check signatures without installing anything."""
-    ref = reference.parse(image)
-    digest = resolve.digest_of(ref, desired)
-    result: dict[str, Any] = {"image": str(ref), "digest": digest}
     if not desired.trust.enabled:
         raise VerificationError(f"verification is disabled in {desired.source}",
                                 hint="remove verification.policy: insecure-accept-anything")
+    ref = reference.parse(image)
+    digest = resolve.digest_of(ref, desired)
+    result: dict[str, Any] = {"image": str(ref), "digest": digest}
     if desired.trust.cosign_keys:
         match = check(desired, ref, digest)
         result["cosign"] = {"key": match.key, "identity": match.identity, "digest": match.digest}

@@ -38,14 +38,10 @@ def transition_path(ctx: Context, target: str) -> Path:
     return ctx.target_root(target) / TRANSITION[target]
 
 
-def marker_path(image: Path) -> Path:
-    return image.with_name(image.name + ".done")
-
-
 def read_marker(image: Path) -> dict[str, str] | None:
     """The completion marker of a finished transition image, if there is one."""
     try:
-        data = json.loads(marker_path(image).read_text())
+        data = json.loads(probe.marker_path(image).read_text())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and image.is_file() else None
@@ -53,7 +49,7 @@ def read_marker(image: Path) -> dict[str, str] | None:
 
 def discard(image: Path) -> None:
     """Remove a transition image and its marker."""
-    marker_path(image).unlink(missing_ok=True)
+    probe.marker_path(image).unlink(missing_ok=True)
     image.unlink(missing_ok=True)
 
 
@@ -93,7 +89,7 @@ def write(ctx: Context, step: Step) -> None:
         discard(image)
         raise
     marker = {"digest": step.digest, "image": step.image, "fs_uuid": fs_uuid}
-    durable.replace_atomically(marker_path(image), json.dumps(marker).encode())
+    durable.replace_atomically(probe.marker_path(image), json.dumps(marker).encode())
     log.info("write: image built", image=str(image), size_mib=size // MIB,
              files=stats.files, entries=stats.entries)
 

@@ -40,24 +40,24 @@ def table(mountinfo: Path = MOUNTINFO) -> list[MountEntry]:
     return entries
 
 
-def mountpoints(device: str) -> list[Path]:
-    """Where the block device `device` is mounted now (empty when it is not)."""
+def mounts_of(device: str) -> list[MountEntry]:
+    """The mounts of the whole filesystem on block device `device` (empty when none)."""
     try:
         rdev = os.stat(device).st_rdev
     except OSError:
         return []
     devno = f"{os.major(rdev)}:{os.minor(rdev)}"
-    return [m.target for m in table() if m.devno == devno and m.root == "/"]
+    return [m for m in table() if m.devno == devno and m.root == "/"]
+
+
+def mountpoints(device: str) -> list[Path]:
+    """Where the block device `device` is mounted now (empty when it is not)."""
+    return [m.target for m in mounts_of(device)]
 
 
 def all_mounts() -> list[tuple[Path, str]]:
     """Every mount as (target, source)."""
     return [(m.target, m.source) for m in table()]
-
-
-def is_readonly(target: Path) -> bool:
-    """Whether the mount at `target` is read-only."""
-    return any(m.readonly for m in table() if m.target == target)
 
 
 def mount(source: str | Path, target: Path, *, options: str = "", fstype: str = "") -> None:
